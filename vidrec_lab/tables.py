@@ -146,8 +146,9 @@ def validate_interactions(
 ) -> pd.DataFrame:
     """Return a checked interaction table: typed columns, known items, no duplicates, time order.
 
-    Rows are sorted by ``timestamp``, then ``user_id`` and ``item_id`` so the
-    order does not depend on the input order. Exact duplicates of
+    Rows are sorted by ``timestamp``, then ``user_id`` and ``item_id`` (numeric
+    order for integer ids, see :func:`id_sort_key`) so the order does not
+    depend on the input order. Exact duplicates of
     (user, item, timestamp, event) are dropped, keeping the last row, and the
     number dropped is logged.
 
@@ -196,8 +197,23 @@ def validate_interactions(
             int(duplicated.sum()),
         )
         out = out.loc[~duplicated]
-    out = out.sort_values([COL_TIMESTAMP, COL_USER, COL_ITEM], kind="mergesort")
+    order = pd.DataFrame(
+        {"t": out[COL_TIMESTAMP].to_numpy(), "u": id_sort_key(out[COL_USER]).to_numpy(), "i": id_sort_key(out[COL_ITEM]).to_numpy()}
+    ).sort_values(["t", "u", "i"], kind="mergesort")
+    out = out.iloc[order.index.to_numpy()]
     return out.reset_index(drop=True)
+
+
+def id_sort_key(ids: pd.Series) -> pd.Series:
+    """Return a key that sorts ids numerically when all are integers, else as strings.
+
+    MovieLens ids are digit strings: sorting them as text would put "10"
+    before "9" and change which item wins a timestamp tie in a split.
+    """
+    text = ids.astype(str)
+    if len(text) and text.str.fullmatch(r"\d{1,18}").all():
+        return text.astype("int64")
+    return text
 
 
 def fingerprint_frame(df: pd.DataFrame, columns: Iterable[str] | None = None) -> str:

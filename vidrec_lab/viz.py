@@ -159,3 +159,77 @@ def bar_compare(values, *, ax=None, title: str | None = None, ylabel: str | None
     if n_series > 1:
         ax.legend(frameon=False)
     return ax
+
+
+def plot_long_tail(interactions, *, ax=None, col_item: str = "item_id"):
+    """Plot interactions per item against item rank (log-log): the popularity long tail."""
+    import numpy as np
+
+    if ax is None:
+        _, ax = new_axes()
+    counts = np.sort(interactions[col_item].value_counts().to_numpy())[::-1]
+    ranks = np.arange(1, len(counts) + 1)
+    ax.loglog(ranks, counts, color=PALETTE[0], lw=1.2)
+    head = max(1, int(round(0.2 * len(counts))))
+    share = counts[:head].sum() / max(counts.sum(), 1)
+    ax.axvline(head, color=PALETTE[3], ls="--", lw=0.8)
+    ax.text(head, counts.max(), f" top 20% of items: {share:.0%} of interactions", va="top", fontsize=6)
+    ax.set_xlabel("item rank by popularity")
+    ax.set_ylabel("interactions")
+    ax.set_title("Item popularity")
+    return ax
+
+
+def plot_user_activity(interactions, *, ax=None, col_user: str = "user_id", bins: int = 30):
+    """Plot the distribution of interactions per user (log-spaced histogram)."""
+    import numpy as np
+
+    if ax is None:
+        _, ax = new_axes()
+    counts = interactions[col_user].value_counts().to_numpy()
+    edges = np.logspace(np.log10(max(counts.min(), 1)), np.log10(counts.max() + 1), bins)
+    ax.hist(counts, bins=edges, color=PALETTE[2], edgecolor="white", lw=0.3)
+    ax.set_xscale("log")
+    ax.axvline(np.median(counts), color=PALETTE[3], ls="--", lw=0.8, label=f"median {np.median(counts):.0f}")
+    ax.legend(frameon=False)
+    ax.set_xlabel("interactions per user")
+    ax.set_ylabel("users")
+    ax.set_title("User activity")
+    return ax
+
+
+def plot_value_distribution(interactions, *, ax=None, col_event: str = "event", col_value: str = "value"):
+    """Plot the count of each (event, value) pair: rating stars, or view/like/favourite counts."""
+    if ax is None:
+        _, ax = new_axes()
+    events = interactions[col_event].astype(str)
+    if (events == "rating").all():
+        counts = interactions[col_value].value_counts().sort_index()
+        ax.bar([f"{v:g}" for v in counts.index], counts.to_numpy(), color=PALETTE[1])
+        ax.set_xlabel("rating")
+    else:
+        counts = events.value_counts()
+        ax.bar(counts.index.tolist(), counts.to_numpy(), color=PALETTE[1])
+        ax.set_xlabel("event")
+    ax.set_ylabel("interactions")
+    ax.set_title("Feedback")
+    return ax
+
+
+def plot_metric_comparison(table, *, metric: str, k: int, ax=None):
+    """Plot one metric at one cutoff per model with its confidence interval.
+
+    ``table`` has the columns of :class:`vidrec_lab.evaluation.protocol.EvaluationResult`'s
+    table: model, metric, k, value, ci_low, ci_high.
+    """
+    if ax is None:
+        _, ax = new_axes()
+    rows = table[(table["metric"] == metric) & (table["k"] == k)].sort_values("value")
+    values = rows["value"].to_numpy()
+    lower = values - rows["ci_low"].to_numpy()
+    upper = rows["ci_high"].to_numpy() - values
+    colors = [PALETTE[i % len(PALETTE)] for i in range(len(rows))]
+    ax.barh(rows["model"].astype(str), values, xerr=[lower, upper], color=colors, capsize=2)
+    ax.set_xlabel(f"{metric}@{k} (95% CI)")
+    ax.set_title(f"{metric.upper()}@{k} by model")
+    return ax
