@@ -37,7 +37,11 @@ RECORDED_PACKAGES = ("vidrec_lab", "torch", "transformers", "lightning", "senten
 
 
 class NotebookFailed(RuntimeError):
-    """Raised when a notebook fails; names the notebook, the cell and the error."""
+    """Raised when a notebook fails; names the notebook, the cell and the error.
+
+    ``cell`` is the execution count of the failing cell as shown in the saved
+    copy, which counts the cell of parameters papermill injects.
+    """
 
     def __init__(self, notebook: str, cell: int | None, error: str, output_path: Path):
         self.notebook = notebook
