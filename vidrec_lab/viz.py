@@ -18,6 +18,7 @@ from typing import Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 from matplotlib import font_manager
 
 from vidrec_lab.config import figures_dir
@@ -42,6 +43,20 @@ CJK_FONTS = (
     "AR PL UMing CN",
 )
 
+# How metric names are written on axes and in titles.
+METRIC_LABELS = {
+    "ndcg": "NDCG",
+    "recall": "Recall",
+    "precision": "Precision",
+    "mrr": "MRR",
+    "map": "MAP",
+    "hit_rate": "HitRate",
+    "f1": "F1",
+    "coverage": "Coverage",
+    "novelty": "Novelty",
+    "diversity": "Diversity",
+}
+
 COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
 PAGE_WIDTH_IN = 7.0  # both columns
 FIGURE_FORMATS = ("png", "pdf")
@@ -65,15 +80,16 @@ def set_style() -> str | None:
     provide one; Latin text still renders.
     """
     cjk = find_cjk_font()
-    sans = ["DejaVu Sans"] + ([cjk] if cjk else [])
+    # Matplotlib falls back glyph by glyph across the fonts listed in font.family (3.6 and later),
+    # not across the generic sans-serif list, so the CJK font goes into font.family itself.
+    families = ["DejaVu Sans"] + ([cjk] if cjk else [])
     matplotlib.rcParams.update(
         {
             "figure.figsize": (COLUMN_WIDTH_IN, COLUMN_WIDTH_IN * 0.75),
             "figure.dpi": 110,
             "savefig.dpi": 300,
             "savefig.bbox": "tight",
-            "font.family": "sans-serif",
-            "font.sans-serif": sans + list(matplotlib.rcParams["font.sans-serif"]),
+            "font.family": families,
             "font.size": 8,
             "axes.titlesize": 9,
             "axes.labelsize": 8,
@@ -173,7 +189,7 @@ def plot_long_tail(interactions, *, ax=None, col_item: str = "item_id"):
     head = max(1, int(round(0.2 * len(counts))))
     share = counts[:head].sum() / max(counts.sum(), 1)
     ax.axvline(head, color=PALETTE[3], ls="--", lw=0.8)
-    ax.text(head, counts.max(), f" top 20% of items: {share:.0%} of interactions", va="top", fontsize=6)
+    ax.text(0.97, 0.97, f"top 20% of items:\n{share:.0%} of interactions", transform=ax.transAxes, ha="right", va="top", fontsize=6)
     ax.set_xlabel("item rank by popularity")
     ax.set_ylabel("interactions")
     ax.set_title("Item popularity")
@@ -190,6 +206,8 @@ def plot_user_activity(interactions, *, ax=None, col_user: str = "user_id", bins
     edges = np.logspace(np.log10(max(counts.min(), 1)), np.log10(counts.max() + 1), bins)
     ax.hist(counts, bins=edges, color=PALETTE[2], edgecolor="white", lw=0.3)
     ax.set_xscale("log")
+    # Minor-tick labels of a log axis over one or two decades overlap; keep the decade labels only.
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.axvline(np.median(counts), color=PALETTE[3], ls="--", lw=0.8, label=f"median {np.median(counts):.0f}")
     ax.legend(frameon=False)
     ax.set_xlabel("interactions per user")
@@ -230,6 +248,7 @@ def plot_metric_comparison(table, *, metric: str, k: int, ax=None):
     upper = rows["ci_high"].to_numpy() - values
     colors = [PALETTE[i % len(PALETTE)] for i in range(len(rows))]
     ax.barh(rows["model"].astype(str), values, xerr=[lower, upper], color=colors, capsize=2)
-    ax.set_xlabel(f"{metric}@{k} (95% CI)")
-    ax.set_title(f"{metric.upper()}@{k} by model")
+    label = METRIC_LABELS.get(metric, metric)
+    ax.set_xlabel(f"{label}@{k} (95% CI)")
+    ax.set_title(f"{label}@{k} by model")
     return ax
