@@ -23,6 +23,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", default=None, help="name of the run folder under outputs/runs (default: UTC time and profile)")
     run.add_argument("--resume", action="store_true", help="skip notebooks whose source, package code, data folder and parameters match the last successful run")
 
+    report = commands.add_parser("report", help="write report.md and report.html for a run, or for two runs side by side")
+    report.add_argument("run", help="run id under outputs/runs, or a run folder")
+    report.add_argument("other", nargs="?", default=None, help="a second run to compare with")
+
     commands.add_parser("list", help="list the notebooks in run order")
     return parser
 
@@ -38,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     from vidrec_lab import runner
 
+    if args.command == "report":
+        from vidrec_lab.report import write_report
+
+        for path in write_report(args.run, args.other):
+            sys.stdout.write(f"{path}\n")
+        return 0
     if args.command == "list":
         for path in runner.list_notebooks():
             sys.stdout.write(f"{path.stem}\n")

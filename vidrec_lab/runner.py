@@ -240,7 +240,7 @@ def run_notebooks(
             raise NotebookFailed(notebook.stem, cell, message, output) from err
         seconds = time.time() - started
         shutil.copyfile(output, latest_folder / notebook.name)
-        _copy_new_metrics(home, run_folder, since=started)
+        _copy_new_outputs(home, run_folder, since=started)
         record.notebooks.append(NotebookRun(notebook.stem, "ok", round(seconds, 2), str(output), fingerprint))
         record.save()
         _report(f"{prefix}: done in {seconds:.1f} s")
@@ -255,15 +255,18 @@ def _report(line: str) -> None:
     logger.info(line)
 
 
-def _copy_new_metrics(home: Path, run_folder: Path, *, since: float) -> None:
-    source = home / "outputs" / "metrics"
-    if not source.is_dir():
-        return
-    target = run_folder / "metrics"
-    target.mkdir(exist_ok=True)
-    for path in source.glob("*.json"):
-        if path.stat().st_mtime >= since - 1:
-            shutil.copyfile(path, target / path.name)
+def _copy_new_outputs(home: Path, run_folder: Path, *, since: float) -> None:
+    """Copy the metrics files and PNG figures a notebook wrote into the run folder."""
+    for source, pattern, target in (
+        (home / "outputs" / "metrics", "*.json", run_folder / "metrics"),
+        (home / "figures", "*.png", run_folder / "figures"),
+    ):
+        if not source.is_dir():
+            continue
+        target.mkdir(exist_ok=True)
+        for path in source.glob(pattern):
+            if path.stat().st_mtime >= since - 1:
+                shutil.copyfile(path, target / path.name)
 
 
 def _load_latest(home: Path) -> dict:

@@ -211,8 +211,10 @@ def id_sort_key(ids: pd.Series) -> pd.Series:
     before "9" and change which item wins a timestamp tie in a split.
     """
     text = ids.astype(str)
-    if len(text) and text.str.fullmatch(r"\d{1,18}").all():
-        return text.astype("int64")
+    codes, uniques = pd.factorize(text)  # the check runs once per distinct id, not per row
+    unique_text = pd.Series(uniques, dtype=str)
+    if len(unique_text) and unique_text.str.fullmatch(r"\d{1,18}").all():
+        return pd.Series(unique_text.astype("int64").to_numpy()[codes], index=ids.index)
     return text
 
 
