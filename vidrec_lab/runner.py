@@ -62,6 +62,8 @@ class NotebookRun:
     output: str
     fingerprint: str
     error: str | None = None
+    # Largest resident memory of any kernel process so far in this run (MiB); Linux reports it once a kernel has exited.
+    peak_kernel_rss_mib: float | None = None
 
 
 @dataclass
@@ -79,6 +81,7 @@ class RunRecord:
             "params": self.params,
             "notebooks": [nb.__dict__ for nb in self.notebooks],
             "total_seconds": round(sum(nb.seconds for nb in self.notebooks), 2),
+            "peak_kernel_rss_mib": max((nb.peak_kernel_rss_mib or 0 for nb in self.notebooks), default=None),
             "versions": package_versions(),
             "hardware": hardware_info(),
         }
@@ -241,13 +244,24 @@ def run_notebooks(
         seconds = time.time() - started
         shutil.copyfile(output, latest_folder / notebook.name)
         _copy_new_outputs(home, run_folder, since=started)
-        record.notebooks.append(NotebookRun(notebook.stem, "ok", round(seconds, 2), str(output), fingerprint))
+        record.notebooks.append(NotebookRun(notebook.stem, "ok", round(seconds, 2), str(output), fingerprint, peak_kernel_rss_mib=_peak_child_rss_mib()))
         record.save()
         _report(f"{prefix}: done in {seconds:.1f} s")
     _save_latest(home, record)
     total = sum(nb.seconds for nb in record.notebooks)
     _report(f"run {run_id}: {len(record.notebooks)} notebooks in {total:.1f} s; record in {run_folder}")
     return record
+
+
+def _peak_child_rss_mib() -> float | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    # ru_maxrss is in KiB on Linux (bytes on macOS); covers finished child processes only.
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    scale = 2**20 if sys.platform == "darwin" else 2**10
+    return round(peak / scale, 1)
 
 
 def _report(line: str) -> None:
