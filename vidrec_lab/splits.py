@@ -121,16 +121,15 @@ class Split:
         temporal splits that no training row is later than the user's
         held-out rows.
         """
-        train_pairs = _pair_keys(self.train)
         for name, table in (("valid", self.valid), ("test", self.test)):
-            leaked = np.isin(_pair_keys(table), train_pairs)
+            leaked = _pairs_in(table, self.train)
             if leaked.any():
                 row = table.iloc[int(np.flatnonzero(leaked)[0])]
                 raise LeakageError(
                     f"{self.kind} split: {name} pair (user {row[COL_USER]!r}, item {row[COL_ITEM]!r}) "
                     f"is also in train ({int(leaked.sum())} leaked {name} rows)"
                 )
-        in_valid = np.isin(_pair_keys(self.test), _pair_keys(self.valid))
+        in_valid = _pairs_in(self.test, self.valid)
         if in_valid.any():
             row = self.test.iloc[int(np.flatnonzero(in_valid)[0])]
             raise LeakageError(
@@ -168,8 +167,13 @@ class Split:
             )
 
 
-def _pair_keys(table: pd.DataFrame) -> np.ndarray:
-    return (table[COL_USER].astype(str) + "\x1f" + table[COL_ITEM].astype(str)).to_numpy()
+def _pair_index(table: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_arrays([table[COL_USER].astype(str), table[COL_ITEM].astype(str)])
+
+
+def _pairs_in(table: pd.DataFrame, reference: pd.DataFrame) -> np.ndarray:
+    """Return a boolean mask of the rows of ``table`` whose (user, item) pair occurs in ``reference``."""
+    return np.asarray(_pair_index(table).isin(_pair_index(reference)))
 
 
 def _item_order(interactions: pd.DataFrame) -> pd.DataFrame:
@@ -294,12 +298,9 @@ def global_temporal(
     t_test = ordered[COL_TIMESTAMP].iloc[min(int(n * (1 - test_fraction)), n - 1)] if n else 0
     # Rows at exactly a cut time go to the later part, so train ends strictly before it.
     parts = pd.Series(np.where(interactions[COL_TIMESTAMP] >= t_test, "test", np.where(interactions[COL_TIMESTAMP] >= t_valid, "valid", "train")), index=interactions.index)
-    seen = set(_pair_keys(interactions.loc[parts == "train"]))
-    keys = _pair_keys(interactions)
-    repeat = np.array([k in seen for k in keys]) & (parts != "train").to_numpy()
+    repeat = _pairs_in(interactions, interactions.loc[parts == "train"]) & (parts != "train").to_numpy()
     parts[repeat] = "drop"
-    seen_valid = set(keys[(parts == "valid").to_numpy()])
-    parts[np.array([k in seen_valid for k in keys]) & (parts == "test").to_numpy()] = "drop"
+    parts[_pairs_in(interactions, interactions.loc[parts == "valid"]) & (parts == "test").to_numpy()] = "drop"
     if repeat.any():
         logger.info("global_temporal: removed %d held-out rows whose (user, item) pair is already in train", int(repeat.sum()))
     return _finish(
