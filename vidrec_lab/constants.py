@@ -45,3 +45,9 @@ ENV_DATA = "VIDREC_LAB_DATA"
 ENV_HOME = "VIDREC_LAB_HOME"
 
 DEFAULT_SEED = 42
+
+# Pseudonymous ids (see vidrec_lab.privacy): "1" turns pseudonymisation on for everything written;
+# the key comes from the first variable, else from the file the second one names.
+ENV_PSEUDONYMIZE = "VIDREC_LAB_PSEUDONYMIZE"
+ENV_PSEUDONYM_KEY = "VIDREC_LAB_PSEUDONYM_KEY"
+ENV_PSEUDONYM_KEY_FILE = "VIDREC_LAB_PSEUDONYM_KEY_FILE"

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from vidrec_lab.config import outputs_dir
+from vidrec_lab.constants import ENV_PSEUDONYMIZE
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,27 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates the file with mode 0600; give it the mode a plain open() would have.
+        os.chmod(tmp_path, 0o666 & ~_current_umask())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _current_umask() -> int:
+    # Linux shows the umask in /proc without changing it; os.umask() must set it to read it,
+    # which for a moment affects files other threads create.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
@@ -89,9 +107,15 @@ def write_metrics(name: str, metrics: Any, *, params: dict | None = None, folder
 
     Returns:
         pathlib.Path: The file written.
+
+    Note:
+        With ``VIDREC_LAB_PSEUDONYMIZE=1``, every field named ``user_id`` in
+        ``metrics`` and ``params`` is replaced by its pseudonym
+        (:func:`vidrec_lab.privacy.pseudonymize_records`).
     """
     if hasattr(metrics, "to_dict") and hasattr(metrics, "columns"):
         metrics = metrics.to_dict(orient="records")
+    metrics, params = _pseudonymize_if_enabled(metrics), _pseudonymize_if_enabled(params)
     folder = Path(folder) if folder is not None else outputs_dir("metrics")
     path = folder / f"{name}.json"
     payload = {
@@ -103,6 +127,16 @@ def write_metrics(name: str, metrics: Any, *, params: dict | None = None, folder
     atomic_write_json(path, payload)
     logger.info("wrote metrics %s", path)
     return path
+
+
+def _pseudonymize_if_enabled(payload: Any) -> Any:
+    # The variable is checked here first so that writing metrics imports vidrec_lab.privacy
+    # (and torch with it) only when pseudonymisation may be on.
+    if not os.environ.get(ENV_PSEUDONYMIZE, "").strip():
+        return payload
+    from vidrec_lab import privacy
+
+    return privacy.pseudonymize_records(_to_jsonable(payload)) if privacy.enabled() else payload
 
 
 def read_metrics(name_or_path: str | os.PathLike) -> dict:
