@@ -6,6 +6,9 @@ Names are imported from their submodules on first use, so
 * :mod:`vidrec_lab.features.text`: cleaning, composed item texts, ``TextEncoder``.
 * :mod:`vidrec_lab.features.behavior`: weighted interaction matrices,
   sequences, user profiles, SVD item vectors.
+* :mod:`vidrec_lab.features.video`: frame sampling with PyAV, a colour and
+  motion descriptor, ``VisualEncoder`` for Hugging Face image models.
+* :mod:`vidrec_lab.features.audio`: audio decoding, log-mel and MFCC statistics.
 * :mod:`vidrec_lab.features.cache`: ``FeatureCache`` for matrices keyed by item
   and arrays keyed by file content.
 """
@@ -35,6 +38,12 @@ _EXPORTS = {
     "user_profiles": "behavior",
     "item_vectors_from_interactions": "behavior",
     "DEFAULT_EVENT_WEIGHTS": "behavior",
+    "sample_frames": "video",
+    "describe_frames": "video",
+    "VisualEncoder": "video",
+    "extract_video_features": "video",
+    "audio_features": "audio",
+    "extract_audio_features": "audio",
 }
 
 __all__ = sorted(_EXPORTS)
