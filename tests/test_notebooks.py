@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import _shared_datasets_path
 from vidrec_lab import runner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +23,13 @@ def scratch_home(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDREC_LAB_HOME", str(tmp_path))
     # A run sets these for its kernels; keep them from leaking into later tests.
     monkeypatch.delenv("VIDREC_LAB_NOTEBOOK", raising=False)
-    monkeypatch.delenv("VIDREC_LAB_DATA", raising=False)
+    shared = _shared_datasets_path()
+    if shared.is_dir():
+        # The smoke profile trains on synthetic data either way; the real MicroLens videos, when
+        # present, let notebooks 01 and 02 run their media sections in CI too.
+        monkeypatch.setenv("VIDREC_LAB_DATA", str(shared))
+    else:
+        monkeypatch.delenv("VIDREC_LAB_DATA", raising=False)
     return tmp_path
 
 
