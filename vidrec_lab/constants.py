@@ -46,8 +46,8 @@ ENV_HOME = "VIDREC_LAB_HOME"
 
 DEFAULT_SEED = 42
 
-# Pseudonymous ids (see vidrec_lab.privacy): "1" turns pseudonymisation on for everything written;
-# the key comes from the first variable, else from the file the second one names.
+# Pseudonymous ids (see vidrec_lab.privacy). "1" in the first variable turns pseudonymisation on for
+# everything written. The key comes from the second variable, else from the file the third one names.
 ENV_PSEUDONYMIZE = "VIDREC_LAB_PSEUDONYMIZE"
 ENV_PSEUDONYM_KEY = "VIDREC_LAB_PSEUDONYM_KEY"
 ENV_PSEUDONYM_KEY_FILE = "VIDREC_LAB_PSEUDONYM_KEY_FILE"
