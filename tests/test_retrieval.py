@@ -85,7 +85,7 @@ def test_exact_top_k_rejects_bad_input(vectors):
         exact_top_k(users, items[:, :3], 2)
     with pytest.raises(ValueError, match="k must be a positive integer; got 0"):
         exact_top_k(users, items, 0)
-    with pytest.raises(ValueError, match=r"exclude holds item index 57; expected indices in \[0, 57\)"):
+    with pytest.raises(ValueError, match=r"exclude contains invalid item index 57; expected indices in \[0, 57\)"):
         exact_top_k(users[:1], items, 2, exclude=[[57]])
     bad = items.copy()
     bad[4, 2] = np.nan

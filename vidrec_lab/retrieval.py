@@ -94,7 +94,7 @@ def as_exclusion_matrix(exclude, n_users: int, n_items: int) -> sp.csr_matrix | 
     columns = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]) if rows else np.zeros(0, np.int64)
     if len(columns) and (columns.min() < 0 or columns.max() >= n_items):
         bad = int(columns[(columns < 0) | (columns >= n_items)][0])
-        raise ValueError(f"exclude holds item index {bad}; expected indices in [0, {n_items})")
+        raise ValueError(f"exclude contains invalid item index {bad}; expected indices in [0, {n_items})")
     indptr = np.r_[0, np.cumsum(lengths)]
     matrix = sp.csr_matrix((np.ones(len(columns), np.float32), columns, indptr), shape=(n_users, n_items))
     matrix.sum_duplicates()
