@@ -16,7 +16,7 @@ The model has four parts, in the Lightning layout:
   variant, a running mean of the history. A learned begin-of-sequence vector
   is at position 0, so the output there is the vector of a user with an
   empty history. Training fits it to predict users' first items.
-* :class:`TwoTowerModule` (``LightningModule``) holds the losses: full softmax
+* :class:`TwoTowerModule` (``LightningModule``) contains the losses: full softmax
   over the catalog, in-batch sampled softmax with log-Q popularity correction
   (Yi et al., 2019, "Sampling-Bias-Corrected Neural Modeling for Large Corpus
   Item Recommendations"), or BPR with sampled negatives (Rendle et al., 2009);
@@ -87,6 +87,10 @@ class TwoTowerConfig:
 
     The defaults were tuned on MovieLens-100k (leave-last-out split, full
     ranking over the catalog) to train in a few minutes on 2 CPU cores.
+
+    NOTE: with them, test NDCG@10 on that split measured 0.075 to 0.097
+    depending on the text features, under the 0.10 of an ID-only SASRec.
+    Validation NDCG@10 was still rising at epoch 20, so 20 epochs under-train.
     """
 
     dim: int = 64  # size of user and item vectors
@@ -239,9 +243,9 @@ class FineTunedTextEncoder(nn.Module):
 class ItemTower(nn.Module):
     """Item vectors from content features plus an ID embedding that cold items do not get.
 
-    Content matrices live in buffers, one per modality, with a boolean
-    availability mask each (a False row is a missing modality for that item;
-    the fusion module handles it). ``warm`` marks items with training
+    Content matrices live in buffers, one per modality, each with a boolean
+    availability mask. A False row marks the modality missing for that item,
+    and the fusion module handles it. ``warm`` marks items with training
     interactions; only they receive their ID embedding, so a cold item's
     vector depends on its content alone.
 
