@@ -498,30 +498,43 @@ def compare_encoder_settings(
     return table
 
 
-def plot_cost_quality(table: pd.DataFrame, *, ax=None):
-    """Plot NDCG@k against encoding throughput (items/s, log scale), one labelled point per setting.
+def plot_cost_quality(table: pd.DataFrame, *, throughput: str = "items_per_s", ax=None):
+    """Plot NDCG@k against encoding throughput (log scale), one point per setting, named in the legend.
 
     Args:
         table (pandas.DataFrame): Output of :func:`compare_encoder_settings`.
+        throughput (str): ``"items_per_s"`` (wall clock) or ``"cpu_items_per_s"``
+            (process CPU time, steadier on a shared machine).
         ax (matplotlib.axes.Axes, optional): Where to draw; default a new one.
 
     Returns:
         matplotlib.axes.Axes: The axes.
     """
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
     from vidrec_lab.viz import PALETTE, new_axes
 
-    require_columns(table, ["setting", "items_per_s", "ndcg", "ci_low", "ci_high", "k"], where="plot_cost_quality(table)")
+    if throughput not in ("items_per_s", "cpu_items_per_s"):
+        raise ValueError(f"throughput must be 'items_per_s' or 'cpu_items_per_s'; got {throughput!r}")
+    require_columns(table, ["setting", throughput, "ndcg", "ci_low", "ci_high", "k"], where="plot_cost_quality(table)")
     if ax is None:
         _, ax = new_axes()
-    for position, row in enumerate(table.itertuples(index=False)):
-        color = PALETTE[position % len(PALETTE)]
-        error = [[row.ndcg - row.ci_low], [row.ci_high - row.ndcg]]
-        ax.errorbar([row.items_per_s], [row.ndcg], yerr=error, marker="o", color=color, capsize=2, ls="none")
-        ax.annotate(row.setting, (row.items_per_s, row.ndcg), textcoords="offset points", xytext=(4, 3), fontsize=6)
+    markers = "osD^vP*X"
+    for position, row in enumerate(table.to_dict(orient="records")):
+        error = [[row["ndcg"] - row["ci_low"]], [row["ci_high"] - row["ndcg"]]]
+        ax.errorbar(
+            [row[throughput]], [row["ndcg"]], yerr=error, marker=markers[position % len(markers)],
+            color=PALETTE[position % len(PALETTE)], capsize=2, ls="none", label=row["setting"],
+        )
     ax.set_xscale("log")
-    ax.set_xlabel("encoding throughput (items/s, log scale)")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    clock = "wall clock" if throughput == "items_per_s" else "CPU time"
+    ax.set_xlabel(f"encoding throughput (items/s, {clock}, log scale)")
     ax.set_ylabel(f"NDCG@{int(table['k'].iloc[0])} (95% CI)")
     ax.set_title("Text encoder: cost and quality")
+    ax.legend(frameon=False, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax
 
 
