@@ -335,6 +335,18 @@ def test_detection_rates_checks_user_counts():
         ve.detection_rates(lists, lists, relevance, user_counts=[20], n_repeats=0)
 
 
+def test_user_counts_from_shares_clips_and_dedupes():
+    assert ve.user_counts_from_shares(943, [0.05, 0.1, 0.5, 1.0]) == [47, 94, 472, 943]
+    assert ve.user_counts_from_shares(60, [0.01, 0.1, 0.5, 1.0]) == [20, 30, 60]
+
+
+def test_user_counts_from_shares_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"shares must be numbers in \(0, 1\]; got \[0.5, 1.5\]"):
+        ve.user_counts_from_shares(100, [0.5, 1.5])
+    with pytest.raises(ValueError, match="n_users must be an integer >= 20; got 10"):
+        ve.user_counts_from_shares(10, [0.5])
+
+
 def test_plot_detection_rates_lines():
     rates = pd.DataFrame(
         {"n_users": [20, 40, 20, 40], "method": ["A/B test (CTR)"] * 2 + ["interleaving"] * 2, "detection_rate": [0.1, 0.3, 0.4, 0.9]}

@@ -13,8 +13,8 @@ Tables:
   :func:`expected_ctr` gives the click-through rate a click model expects
   for a recommendation table (a baseline rate for sample-size planning).
 * :func:`detection_rates` repeats A/B tests and team-draft interleaving on
-  random user samples of several sizes and counts how often each detects
-  the difference between two recommenders.
+  random user samples of several sizes (:func:`user_counts_from_shares`)
+  and counts how often each detects the difference between two recommenders.
 
 Figures: :func:`plot_metric_vs_k`, :func:`plot_tradeoff`,
 :func:`plot_segments`, :func:`plot_sampled_vs_full`, :func:`plot_lifts` and
@@ -255,7 +255,8 @@ def plot_tradeoff(
         if np.isfinite(row.ci_low) and np.isfinite(row.ci_high):
             yerr = [[row.value - row.ci_low], [row.ci_high - row.value]]
         ax.errorbar(row.other, row.value, yerr=yerr, fmt="o", color=_color(i), capsize=2, label=row.model)
-        ax.annotate(row.model, (row.other, row.value), xytext=(4, 2), textcoords="offset points", fontsize=6, color=_color(i))
+        # Labels alternate above and below their points, so two nearby models stay readable.
+        ax.annotate(row.model, (row.other, row.value), xytext=(4, 3 if i % 2 == 0 else -9), textcoords="offset points", fontsize=6, color=_color(i))
     ax.set_xlabel(f"{_label(metric)}@{k}")
     ax.set_ylabel(f"{_label(accuracy[0])}@{accuracy[1]} (95% CI)")
     return ax
@@ -484,6 +485,25 @@ def plot_lifts(lifts: pd.DataFrame, *, ax=None):
     return ax
 
 
+def user_counts_from_shares(n_users: int, shares: Sequence[float]) -> list[int]:
+    """Return the distinct user counts ``round(share * n_users)``, raised to :data:`MIN_DETECTION_USERS`, in order.
+
+    Args:
+        n_users (int): Users available (at least :data:`MIN_DETECTION_USERS`).
+        shares (sequence of float): Shares in (0, 1].
+
+    Returns:
+        list of int: Sorted counts for :func:`detection_rates`.
+    """
+    if isinstance(n_users, bool) or not isinstance(n_users, (int, np.integer)) or n_users < MIN_DETECTION_USERS:
+        raise ValueError(f"n_users must be an integer >= {MIN_DETECTION_USERS}; got {n_users!r}")
+    shares = list(shares)
+    bad = [share for share in shares if not 0 < share <= 1]
+    if not shares or bad:
+        raise ValueError(f"shares must be numbers in (0, 1]; got {shares}")
+    return sorted({max(MIN_DETECTION_USERS, int(round(share * n_users))) for share in shares})
+
+
 def detection_rates(
     control: pd.DataFrame,
     treatment: pd.DataFrame,
@@ -585,6 +605,6 @@ def plot_detection_rates(rates: pd.DataFrame, *, alpha: float | None = 0.05, ax=
         ax.axhline(alpha, color="0.4", linestyle=":", linewidth=0.8, label=f"alpha = {alpha}")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("users in the experiment")
-    ax.set_ylabel("share of experiments that detect B != A")
+    ax.set_ylabel("detection rate (p < alpha)")
     ax.legend(frameon=False)
     return ax
