@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result = {
         "settings": {"threads": THREADS, "lime_samples": args.samples, "pairs": args.pairs, "deletion_pairs": args.deletion_pairs,
-                     "seed": args.seed, "data": str(folder), "model": "FusedContentRecommender (text + behavior, weighted-sum fusion)"},
+                     "seed": args.seed, "data": str(folder), "model": "FusedContentRecommender (text + behavior, weighted-sum fusion trained on item users)"},
         "hardware": hardware_info(),
         "build_seconds": round(build_s, 2),
         "lime": {"max_seconds": max(lime_seconds), "median_seconds": float(np.median(lime_seconds)), "per_pair": lime_rows},

@@ -2,10 +2,10 @@
 
 Steps, all in a temporary folder that is removed at the end:
 
-1. write a small notebook whose cells build the explorer of notebook 07 on
-   the synthetic platform (Chinese and English titles), pick a user whose
-   top recommendation has a Chinese title, select that item so its LIME and
-   SHAP figure shows, and display the panel;
+1. write a small notebook that builds the explorer of notebook 07 on the
+   synthetic platform (Chinese and English titles). It picks a user whose
+   top recommendation has a Chinese title and selects that item, so its
+   LIME and SHAP figure shows, then displays the panel;
 2. start JupyterLab on 127.0.0.1 (random token, no browser, the app exposed
    to the page's JavaScript) and headless Chromium with a DevTools port on
    127.0.0.1;
@@ -121,13 +121,13 @@ def _wait_for_json(url: str, process: subprocess.Popen, timeout: float, what: st
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {process.returncode} before answering at {url}")
+            raise RuntimeError(f"{what} exited with status {process.returncode} before responding at {url}")
         try:
             with _opener().open(url, timeout=5) as response:
                 return json.loads(response.read())
         except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
             time.sleep(1.0)
-    raise TimeoutError(f"{what} did not answer at {url} within {timeout:.0f} s")
+    raise TimeoutError(f"{what} did not respond at {url} within {timeout:.0f} s")
 
 
 def _write_notebook(folder: Path) -> Path:
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         _write_notebook(folder)
         settings = folder / "lab-settings" / "@jupyterlab" / "apputils-extension"
         settings.mkdir(parents=True)
-        # Without this JupyterLab asks in a pop-up whether to fetch news, which would cover the panel.
+        # Without this setting JupyterLab shows a pop-up about fetching news, which would cover the panel.
         (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}', encoding="utf-8")
         env = {
             **os.environ,

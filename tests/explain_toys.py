@@ -1,10 +1,10 @@
-"""Small models and data with a known answer, shared by the explanation tests.
+"""Small models and data whose correct explanation is known, shared by the explanation tests.
 
-The catalog has three topics. Each item's title holds two words of its
+The catalog has three topics. Each item's title contains two words of its
 topic and two noise words. Users have a history of items from one topic.
-Two modalities are built per item: ``signal``, a noisy one-hot of the
-topic, and ``noise``, a random vector with no relation to the topic; plus
-``text``, a bag-of-words vector of the title. A faithful explainer must give
+Two modalities are built per item. ``signal`` is a noisy one-hot of the
+topic, and ``noise`` is a random vector with no relation to the topic. The
+tests add ``text``, a bag-of-words vector of the title. A faithful explainer must give
 the topic words and the ``signal`` modality the largest attributions.
 """
 

@@ -245,3 +245,23 @@ def test_explain_recommendations_needs_columns(signal_noise):
     model, _, _, _ = signal_noise
     with pytest.raises(DataError, match=r"explain_recommendations\(pairs\): missing column\(s\) \['item_id'\]"):
         explain_recommendations(model, pd.DataFrame({COL_USER: ["u00"]}))
+
+
+def test_summary_colour_only_when_presence_varies(signal_noise):
+    from vidrec_lab.viz import new_axes
+
+    model, items, interactions, features = signal_noise
+    full = [explain_modalities(model, user, "i001") for user in ("u00", "u10")]
+    fig, ax = new_axes()
+    plot_attribution_summary(full, ax=ax)
+    assert len(fig.axes) == 1  # no colour bar: every item has every modality
+    plt.close(fig)
+
+    mask = {"noise": np.ones(len(items), dtype=bool)}
+    mask["noise"][1] = False
+    masked = FusedContentRecommender(model.fusion, features, item_ids=items[COL_ITEM].tolist(), mask=mask).fit(interactions, items)
+    mixed = [explain_modalities(masked, "u00", items[COL_ITEM].iloc[i]) for i in (0, 1, 2)]
+    fig, ax = new_axes()
+    plot_attribution_summary(mixed, ax=ax)
+    assert len(fig.axes) == 2  # the colour bar
+    plt.close(fig)

@@ -480,7 +480,7 @@ def explain_recommendation_text(
     )
 
 
-def plot_word_weights(explanation: TextExplanation, *, ax=None, max_words: int = 10, title: str | None = None):
+def plot_word_weights(explanation: TextExplanation, ax=None, *, max_words: int = 10, title: str | None = None):
     """Draw LIME word weights as horizontal bars (largest absolute weight on top) and return the Axes.
 
     Positive weights (the word raises the output) are blue, negative ones

@@ -101,7 +101,8 @@ class FusedContentRecommender(Recommender):
         chunk_size: int = 1024,
     ) -> None:
         super().__init__(chunk_size=chunk_size)
-        if not (empty_score in EMPTY_SCORE_MODES or isinstance(empty_score, (int, float)) and not isinstance(empty_score, bool)):
+        is_number = isinstance(empty_score, (int, float)) and not isinstance(empty_score, bool)
+        if not (is_number or empty_score in EMPTY_SCORE_MODES):
             raise ValueError(f"empty_score must be one of {list(EMPTY_SCORE_MODES)} or a number; got {empty_score!r}")
         for name, value in (("background_size", background_size), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

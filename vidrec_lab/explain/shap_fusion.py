@@ -408,18 +408,20 @@ def plot_attribution_waterfall(attribution: ShapAttribution, *, ax=None, max_dis
 def plot_attribution_summary(attributions: Sequence[ShapAttribution], *, ax=None, max_display: int = 10):
     """Draw a ``shap.plots.beeswarm`` of many attributions (one dot per explanation) and return the Axes.
 
-    Colour is the player's presence (red: the item has it).
+    When some items lack a player, the colour is the player's presence (red:
+    the item has it). When every item has every player, all dots are drawn
+    in one colour without a colour bar, because the colour would carry nothing.
     """
     import shap
 
-    from vidrec_lab.viz import new_axes
+    from vidrec_lab.viz import PALETTE, new_axes
 
     if ax is None:
         _, ax = new_axes()
-    shap.plots.beeswarm(
-        stack_attributions(attributions), max_display=max_display, ax=ax, show=False, plot_size=None,
-        color_bar_label="present",
-    )
+    stacked = stack_attributions(attributions)
+    varies = bool(np.ptp(np.asarray(stacked.data), axis=0).max() > 0)
+    colour = {"color_bar_label": "present"} if varies else {"color": PALETTE[0], "color_bar": False}
+    shap.plots.beeswarm(stacked, max_display=max_display, ax=ax, show=False, plot_size=None, **colour)
     return ax
 
 
