@@ -11,14 +11,11 @@ import os
 import shutil
 import stat
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 import pytest
 import torch
 
@@ -255,18 +252,19 @@ def test_scan_distinctive_ids_anywhere(tmp_path):
 
 
 def test_scan_figures_pdf_and_png(tmp_path):
-    # The PDF is written in a fresh interpreter: after other tests have drawn figures in this
-    # process, matplotlib can encode the same title differently and the scanner misses it.
-    # NOTE: that is a real limit of the PDF text scan, not only of this test.
-    script = (
-        "import matplotlib; matplotlib.use('Agg'); import sys, pathlib\n"
-        "from vidrec_lab import viz\n"
-        "viz.set_style()\n"
-        "fig, ax = viz.new_axes(); ax.plot([0, 1], [0, 7])\n"
-        "ax.set_title('Scores of user 42 and u0099 (用户)')\n"
-        "viz.save_figure(fig, 'scores', folder=pathlib.Path(sys.argv[1]), formats=('pdf',))\n"
-    )
-    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vidrec_lab import viz
+
+    # Start from the suite's own figure style: other tests change matplotlib's global settings.
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()
+        viz.set_style()
+        fig, ax = viz.new_axes()
+        ax.plot([0, 1], [0, 7])
+        ax.set_title("Scores of user 42 and u0099 (用户)")
+        viz.save_figure(fig, "scores", folder=tmp_path, formats=("pdf",))
     _png_with_text(tmp_path / "meta.png", "made for u0100")
     hits = privacy.scan_for_raw_ids(tmp_path, ["7", "42", "u0099", "u0100", "u0101"])
     assert hits == [(tmp_path / "meta.png", "u0100"), (tmp_path / "scores.pdf", "42"), (tmp_path / "scores.pdf", "u0099")]

@@ -209,9 +209,25 @@ def run_notebooks(
     previous = _load_latest(home) if resume else {}
     package_digest = _package_digest()
 
+    # The kernels inherit these variables; they are restored when the run ends, so a caller's
+    # process (a test session, a notebook) keeps its own settings.
+    saved_env = {name: os.environ.get(name) for name in (ENV_HOME, ENV_DATA, "VIDREC_LAB_NOTEBOOK")}
     os.environ[ENV_HOME] = str(home)
     if data_path:
         os.environ[ENV_DATA] = str(Path(data_path).expanduser().resolve())
+    try:
+        return _run_all(notebooks, record, previous, package_digest, params, profile, run_folder, latest_folder, home, resume, kernel_name, papermill)
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run_all(notebooks, record, previous, package_digest, params, profile, run_folder, latest_folder, home, resume, kernel_name, papermill) -> RunRecord:
+    run_id = record.run_id
+    seed = params["SEED"]
     logger.info("run %s: %d notebooks, profile %s, seed %d", run_id, len(notebooks), profile, seed)
     for position, notebook in enumerate(notebooks, start=1):
         fingerprint = _fingerprint(notebook, params, package_digest)
