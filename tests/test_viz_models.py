@@ -78,7 +78,7 @@ def test_assemble_rejects_bad_input():
         vm.assemble_modalities(["a", "a"], {"text": text})
     with pytest.raises(DataError, match=r"vectors\['audio'\] is empty, so its size is unknown; pass it in dims"):
         vm.assemble_modalities(["a"], {"audio": pd.DataFrame()})
-    with pytest.raises(DataError, match=r"vectors\['video'\] has 3 columns; dims says 5"):
+    with pytest.raises(DataError, match=r"vectors\['video'\] has 3 columns; expected 5 as given in dims"):
         vm.assemble_modalities(["a"], {"video": video}, dims={"video": 5})
     with pytest.raises(DataError, match="dims names modality 'audio', which is not in vectors"):
         vm.assemble_modalities(["a"], {"text": text}, dims={"audio": 2})

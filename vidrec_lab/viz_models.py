@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import textwrap
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -33,7 +34,7 @@ from vidrec_lab.viz import PALETTE, bar_compare, new_axes
 
 logger = logging.getLogger(__name__)
 
-# How score and curve columns are written on axes and in legends.
+# Axis and legend labels of score and curve columns.
 SCORE_LABELS = {
     "micro_f1": "micro-F1",
     "macro_f1": "macro-F1",
@@ -118,7 +119,7 @@ def assemble_modalities(
             values = np.full((len(ids), int(dims[name])), np.nan, dtype=np.float32)
         else:
             if name in dims and dims[name] != frame.shape[1]:
-                raise DataError(f"assemble_modalities: vectors[{name!r}] has {frame.shape[1]} columns; dims says {dims[name]}")
+                raise DataError(f"assemble_modalities: vectors[{name!r}] has {frame.shape[1]} columns; expected {dims[name]} as given in dims")
             values = frame.reindex(ids).to_numpy(dtype=np.float32)
         present = np.asarray(pd.Index(ids).isin(frame.index), dtype=bool)
         bad = present & ~np.isfinite(values).all(axis=1)
@@ -216,7 +217,7 @@ def plot_score_bars(
         metrics (sequence of str): Score columns to draw.
         ax (matplotlib.axes.Axes, optional): Where to draw; default a new figure.
         title (str, optional): Axes title.
-        annotate (bool): Write each value above its bar.
+        annotate (bool): Write each value above its bar (only with 8 bars or fewer).
 
     Returns:
         matplotlib.axes.Axes: The axes drawn on.
@@ -230,10 +231,21 @@ def plot_score_bars(
     values = table.set_index(index)[list(metrics)].astype(float)
     values.columns = [SCORE_LABELS.get(c, c) for c in metrics]
     ax = bar_compare(values, ax=ax, title=title, ylabel="score on test items")
-    if annotate:
+    # Value labels of more than 8 bars overlap at paper-column width, so they are left to the table.
+    if annotate and values.size <= 8:
         for container in ax.containers:
             ax.bar_label(container, fmt="%.2f", fontsize=5, padding=1)
-    ax.set_ylim(0, min(1.0, max(0.1, float(np.nanmax(values.to_numpy())) * 1.2)))
+    if len(values) > 3:
+        for label in ax.get_xticklabels():
+            label.set_rotation(30)
+            label.set_horizontalalignment("right")
+    else:
+        # Long names of two or three models are wrapped so that neighbouring labels do not overlap.
+        ax.set_xticks(ax.get_xticks(), [textwrap.fill(str(name), 18) for name in values.index])
+    # Headroom above the tallest bar for the value labels.
+    ax.set_ylim(0, min(1.05, max(0.1, float(np.nanmax(values.to_numpy())) * 1.15)))
+    if len(metrics) > 1:
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xlabel(index)
     return ax
 
@@ -258,17 +270,17 @@ def plot_weight_distributions(weights: Mapping[str, pd.DataFrame], *, ax=None, t
     Raises:
         DataError: If no method has weights.
     """
-    shown = {method: table for method, table in weights.items() if table is not None}
-    if not shown:
+    with_weights = {method: table for method, table in weights.items() if table is not None}
+    if not with_weights:
         raise DataError(f"plot_weight_distributions: none of the methods {list(weights)} has per-item weights")
-    modalities = list(dict.fromkeys(name for table in shown.values() for name in table.columns))
+    modalities = list(dict.fromkeys(name for table in with_weights.values() for name in table.columns))
     if ax is None:
         _, ax = new_axes()
     width = 0.8 / len(modalities)
     for j, name in enumerate(modalities):
         colour = PALETTE[j % len(PALETTE)]
         data, positions = [], []
-        for i, table in enumerate(shown.values()):
+        for i, table in enumerate(with_weights.values()):
             if name in table.columns:
                 data.append(table[name].dropna().to_numpy())
                 positions.append(i - 0.4 + width * (j + 0.5))
@@ -279,13 +291,13 @@ def plot_weight_distributions(weights: Mapping[str, pd.DataFrame], *, ax=None, t
             flierprops={"marker": ".", "markersize": 2, "markerfacecolor": colour, "markeredgecolor": colour},
         )
         ax.plot([], [], color=colour, lw=4, alpha=0.6, label=name)
-    ax.set_xticks(range(len(shown)))
-    ax.set_xticklabels(list(shown))
-    ax.set_xlim(-0.6, len(shown) - 0.4)
+    ax.set_xticks(range(len(with_weights)))
+    ax.set_xticklabels(list(with_weights))
+    ax.set_xlim(-0.6, len(with_weights) - 0.4)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("fusion method")
     ax.set_ylabel("weight")
-    ax.legend(frameon=False, title="modality", title_fontsize=7)
+    ax.legend(frameon=False, title="modality", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
         ax.set_title(title)
     return ax
@@ -314,8 +326,8 @@ def plot_learning_curves(
         title (str, optional): Axes title.
 
     Returns:
-        matplotlib.axes.Axes: The axes drawn on. Without any logged value, it
-        says so in the middle of the axes instead of drawing an empty frame.
+        matplotlib.axes.Axes: The axes drawn on. Without any logged value, a
+        note in the middle of the axes replaces the empty frame.
 
     Raises:
         DataError: If ``history`` has no ``epoch`` column.
