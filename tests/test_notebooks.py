@@ -1,7 +1,10 @@
 """Execute every notebook top to bottom, as users and CI do, through the runner.
 
 Each run happens in a scratch project home (a copy of ``notebooks/``), so the
-tests never write into the checkout's ``outputs/`` or ``figures/``.
+tests never write into the checkout's ``outputs/`` or ``figures/``. The smoke
+runs have pseudonymisation switched on, and every file they write under
+``outputs/`` and ``figures/`` is scanned for the raw user ids of the smoke
+data set.
 """
 
 import json
@@ -11,10 +14,13 @@ from pathlib import Path
 import pytest
 
 from conftest import _shared_datasets_path
-from vidrec_lab import runner
+from vidrec_lab import privacy, runner
+from vidrec_lab.constants import COL_USER
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SMOKE_SEED = 7
+PSEUDONYM_KEY = "notebook-smoke-test-key-0123456789"
 
 
 @pytest.fixture
@@ -37,10 +43,21 @@ def test_notebooks_exist():
     assert "00_quickstart" in NOTEBOOKS
 
 
+def _smoke_user_ids() -> list[str]:
+    from vidrec_lab.datasets import load_for_profile
+
+    user_ids = load_for_profile("smoke", seed=SMOKE_SEED).users[COL_USER].astype(str).tolist()
+    # Synthetic ids look like "u0042", so the scan matches them anywhere, not only in id columns.
+    assert user_ids and all(not u.isdigit() for u in user_ids)
+    return user_ids
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_in_smoke_profile(name, scratch_home):
-    record = runner.run_notebooks([name], profile="smoke", seed=7, run_id="smoke-test")
+def test_notebook_runs_in_smoke_profile(name, scratch_home, monkeypatch):
+    monkeypatch.setenv("VIDREC_LAB_PSEUDONYMIZE", "1")
+    monkeypatch.setenv("VIDREC_LAB_PSEUDONYM_KEY", PSEUDONYM_KEY)
+    record = runner.run_notebooks([name], profile="smoke", seed=SMOKE_SEED, run_id="smoke-test")
     assert [nb.status for nb in record.notebooks] == ["ok"]
     executed = scratch_home / "outputs" / "runs" / "smoke-test" / "notebooks" / f"{name}.ipynb"
     cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
@@ -48,6 +65,10 @@ def test_notebook_runs_in_smoke_profile(name, scratch_home):
     assert errors == []
     figures = list((scratch_home / "figures").glob(f"{name}_*.png"))
     assert figures, f"{name} saved no figure through save_figure"
+    assert list((scratch_home / "figures").glob(f"{name}_*.pdf"))
+    user_ids = _smoke_user_ids()
+    for folder in ("outputs", "figures"):
+        assert privacy.scan_for_raw_ids(scratch_home / folder, user_ids) == [], f"{name} wrote raw user ids under {folder}/"
 
 
 @pytest.mark.notebook

@@ -1,4 +1,8 @@
-"""Tests of vidrec_lab.privacy: keys, pseudonyms, the raw-id scan, DP-SGD training and the notebook check."""
+"""Tests of vidrec_lab.privacy: keys, pseudonyms, the raw-id scan and DP-SGD training.
+
+The check that no notebook writes a raw user id under pseudonymisation runs
+with every notebook's smoke run, in ``test_notebooks.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import hmac
 import json
 import math
 import os
-import shutil
 import stat
 import struct
 import zlib
@@ -24,7 +27,6 @@ from vidrec_lab.constants import COL_EVENT, COL_ITEM, COL_TIMESTAMP, COL_USER, C
 from vidrec_lab.io import write_metrics
 from vidrec_lab.tables import DataError, MissingColumnsError
 
-REPO = Path(__file__).resolve().parents[1]
 KEY = b"0123456789abcdef-test-key"
 
 
@@ -171,6 +173,14 @@ def test_export_table_follows_switch(clean_env, monkeypatch):
     assert privacy.export_table(no_users) is no_users
 
 
+def test_export_id_follows_switch_and_matches_export_table(clean_env, monkeypatch):
+    assert privacy.export_id(196) == "196"
+    monkeypatch.setenv("VIDREC_LAB_PSEUDONYMIZE", "1")
+    monkeypatch.setenv("VIDREC_LAB_PSEUDONYM_KEY", KEY.decode())
+    table = privacy.export_table(pd.DataFrame({COL_USER: ["196"], "score": [0.5]}))
+    assert privacy.export_id(196) == table[COL_USER].iloc[0] == privacy.pseudonymize_id("196", KEY)
+
+
 def test_write_metrics_pseudonymizes_user_fields(clean_env, monkeypatch, tmp_path):
     per_user = pd.DataFrame({COL_USER: ["196", "186"], "ndcg": [0.5, 0.25]})
     metrics = {"table": [{"model": "EASE", "value": 0.1}], "per_user": per_user.to_dict(orient="records"), "frame": per_user}
@@ -268,6 +278,22 @@ def test_scan_figures_pdf_and_png(tmp_path):
     _png_with_text(tmp_path / "meta.png", "made for u0100")
     hits = privacy.scan_for_raw_ids(tmp_path, ["7", "42", "u0099", "u0100", "u0101"])
     assert hits == [(tmp_path / "meta.png", "u0100"), (tmp_path / "scores.pdf", "42"), (tmp_path / "scores.pdf", "u0099")]
+
+
+def test_scan_reads_notebook_images_as_png(tmp_path):
+    import base64
+
+    _png_with_text(tmp_path / "tagged.png", "user u07 top 10")
+    tagged = base64.b64encode((tmp_path / "tagged.png").read_bytes()).decode()
+    (tmp_path / "tagged.png").unlink()
+    # Base64 text that happens to contain the token "u02" must not count as an id.
+    chance = "iVBORw0KGgo/u02/AAAA"
+    executed = _notebook([
+        {"output_type": "display_data", "data": {"image/png": chance, "text/plain": ["<Figure>"]}, "metadata": {}},
+        {"output_type": "display_data", "data": {"image/png": tagged}, "metadata": {}},
+    ])
+    (tmp_path / "nb.ipynb").write_text(json.dumps(executed))
+    assert privacy.scan_for_raw_ids(tmp_path, ["u02", "u07"]) == [(tmp_path / "nb.ipynb", "u07")]
 
 
 def test_scan_rejects_missing_folder_and_empty_ids(tmp_path):
@@ -467,39 +493,3 @@ def test_privacy_utility_curve_rejects_bad_epsilons(tiny_split):
     dataset, split = tiny_split
     with pytest.raises(ValueError, match=r"epsilons must be a non-empty list of positive numbers; got \[\]"):
         privacy.privacy_utility_curve(split, dataset.items, [])
-
-
-# --------------------------------------------------------------------------- notebooks under pseudonymisation
-
-
-def _run_pseudonymized(name: str, tmp_path: Path, monkeypatch) -> tuple[Path, list[str]]:
-    from vidrec_lab import runner
-    from vidrec_lab.datasets import load_for_profile
-
-    shutil.copytree(REPO / "notebooks", tmp_path / "notebooks")
-    monkeypatch.setenv("VIDREC_LAB_HOME", str(tmp_path))
-    monkeypatch.setenv("VIDREC_LAB_PSEUDONYMIZE", "1")
-    monkeypatch.setenv("VIDREC_LAB_PSEUDONYM_KEY", KEY.decode())
-    monkeypatch.delenv("VIDREC_LAB_NOTEBOOK", raising=False)
-    monkeypatch.delenv("VIDREC_LAB_DATA", raising=False)
-    runner.run_notebooks([name], profile="smoke", seed=7, run_id="pseudonymized")
-    user_ids = load_for_profile("smoke", seed=7).users[COL_USER].tolist()
-    assert all(not u.isdigit() for u in user_ids)  # synthetic ids (u00...) are matched as plain tokens
-    return tmp_path, user_ids
-
-
-@pytest.mark.notebook
-def test_privacy_notebook_writes_no_raw_ids(tmp_path, monkeypatch):
-    home, user_ids = _run_pseudonymized("08", tmp_path, monkeypatch)
-    executed = home / "outputs" / "runs" / "pseudonymized" / "notebooks" / "08_privacy_and_efficiency.ipynb"
-    assert executed.is_file()
-    assert list((home / "figures").glob("08_privacy_and_efficiency_*.pdf"))
-    for folder in ("outputs", "figures"):
-        assert privacy.scan_for_raw_ids(home / folder, user_ids) == []
-
-
-@pytest.mark.notebook
-def test_quickstart_writes_no_raw_ids(tmp_path, monkeypatch):
-    home, user_ids = _run_pseudonymized("00", tmp_path, monkeypatch)
-    for folder in ("outputs", "figures"):
-        assert privacy.scan_for_raw_ids(home / folder, user_ids) == []

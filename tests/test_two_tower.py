@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from vidrec_lab.config import get_profile
 from vidrec_lab.models.two_tower import (
     ItemTower,
     SequenceDataModule,
@@ -361,6 +362,7 @@ def test_from_profile_takes_budget():
     model = TwoTowerRecommender.from_profile("smoke", {"x": np.eye(2)})
     assert model.config.fast_dev_run is True
     assert model.config.max_epochs == 1
+    assert TwoTowerRecommender.from_profile("fast", {"x": np.eye(2)}).config.max_epochs == get_profile("fast").recommender_epochs
     assert TwoTowerRecommender.from_profile("fast", {"x": np.eye(2)}, max_epochs=3).config.max_epochs == 3
 
 

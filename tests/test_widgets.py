@@ -129,5 +129,21 @@ def test_panel_binds_controls(toy):
     assert "application/vnd.jupyter.widget-view+json" in bundle
 
 
+def test_panel_lists_pseudonyms_when_pseudonymisation_is_on(toy, monkeypatch):
+    from vidrec_lab import privacy
+
+    monkeypatch.setenv("VIDREC_LAB_PSEUDONYMIZE", "1")
+    monkeypatch.setenv("VIDREC_LAB_PSEUDONYM_KEY", "widget-test-key-0123456789")
+    model, items, interactions = toy
+    panel = ExplorerPanel(ExplorerState(model, items, interactions, k=3, lime_samples=100))
+    key = privacy.load_key()
+    label = privacy.pseudonymize_id("u11", key)
+    assert label.startswith("u_") and label in panel.user_box.options
+    assert not any(option in panel.state.users for option in panel.user_box.options)
+    assert panel.user_box.value == privacy.pseudonymize_id("u00", key)
+    panel.user_box.value = label
+    assert panel.state.user == "u11"
+
+
 def html_has(markup: str, text: str) -> bool:
     return f">{text}<" in markup

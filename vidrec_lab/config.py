@@ -32,6 +32,7 @@ class Profile:
     synthetic_users: int  # synthetic data size when dataset == "synthetic"
     synthetic_items: int
     max_epochs: int  # upper bound; early stopping may end sooner
+    recommender_epochs: int  # upper bound for the two-tower recommender, which needs more epochs than the classifiers
     fast_dev_run: bool  # Lightning's one-batch-per-loop check, used by smoke runs
     encoder_batch_size: int  # texts per forward pass of the text encoder
     encoder_max_length: int  # tokens kept per text; titles and tags fit in 64
@@ -48,6 +49,7 @@ PROFILES: dict[str, Profile] = {
         synthetic_users=60,
         synthetic_items=80,
         max_epochs=1,
+        recommender_epochs=1,
         fast_dev_run=True,
         encoder_batch_size=32,
         encoder_max_length=32,
@@ -59,6 +61,7 @@ PROFILES: dict[str, Profile] = {
         synthetic_users=1000,
         synthetic_items=1500,
         max_epochs=20,
+        recommender_epochs=60,
         fast_dev_run=False,
         encoder_batch_size=64,
         encoder_max_length=64,
@@ -70,6 +73,7 @@ PROFILES: dict[str, Profile] = {
         synthetic_users=5000,
         synthetic_items=5000,
         max_epochs=100,
+        recommender_epochs=200,
         fast_dev_run=False,
         encoder_batch_size=256,
         encoder_max_length=128,

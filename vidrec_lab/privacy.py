@@ -24,6 +24,8 @@ privacy bounds what a trained model reveals about one user.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import csv
 import hashlib
@@ -303,6 +305,19 @@ def export_table(df: pd.DataFrame, columns: Sequence[str] = (COL_USER,)) -> pd.D
     return pseudonymize_table(df, present)
 
 
+def export_id(value: Any, column: str = COL_USER) -> str:
+    """Return one id ready to show (a figure title, a widget label): its pseudonym when :func:`enabled`, else ``str(value)``.
+
+    It gives the same pseudonym as :func:`export_table` for the same id and column.
+
+    Raises:
+        PseudonymKeyError: When pseudonymisation is on and no key is configured.
+    """
+    if not enabled():
+        return str(value)
+    return pseudonymize_id(str(value), load_key(), prefix=PREFIXES.get(column, DEFAULT_PREFIX))
+
+
 def pseudonymize_records(payload: Any, fields: Sequence[str] = (COL_USER,), *, key: bytes | None = None) -> Any:
     """Return a copy of a JSON-like payload with the values of ``fields`` pseudonymised at any depth.
 
@@ -470,6 +485,17 @@ class _IdMatcher:
 
     def in_json(self, value: Any, parent: str | None = None) -> set[str]:
         found: set[str] = set()
+        if parent is not None and parent.startswith("image/") and parent != "image/svg+xml":
+            # Base64 image data in a notebook output: short ids such as "u02" occur in it by
+            # chance, so only the decoded PNG's text chunks are read, as for a PNG file.
+            encoded = "".join(value) if isinstance(value, list) else value
+            if not isinstance(encoded, str):
+                return found
+            try:
+                data = base64.b64decode(encoded, validate=False)
+            except (binascii.Error, ValueError) as error:
+                raise ValueError(f"scan_for_raw_ids: output {parent!r} is not valid base64: {error}") from error
+            return set().union(*(self.in_text(t) for t in _png_texts(data)))
         if isinstance(value, Mapping):
             columns = value.get("columns")
             if isinstance(columns, list) and isinstance(value.get("data"), list):  # pandas orient="split"
@@ -658,7 +684,8 @@ def scan_for_raw_ids(
 
     What is read: text files (by suffix, or any file without a NUL byte in
     its first 8 KiB), JSON and executed notebooks (parsed, so escaped text
-    is seen as written), PDF files (strings shown in content streams, which
+    is seen as written; an image output is decoded and read like a PNG
+    file, since its base64 text holds short ids such as ``u02`` by chance), PDF files (strings shown in content streams, which
     may be Flate-compressed, plus the document-info metadata) and PNG files
     (tEXt, zTXt and iTXt metadata chunks).
 

@@ -223,9 +223,14 @@ class ExplorerPanel:
     def __init__(self, state: ExplorerState, *, max_k: int = 50) -> None:
         import ipywidgets as widgets
 
+        from vidrec_lab.privacy import export_id
+
         self.state = state
+        # The box lists what export_id shows (pseudonyms when pseudonymisation is on); the state keeps raw ids.
+        self._user_by_label = {export_id(user): user for user in state.users}
+        self._label_by_user = {user: label for label, user in self._user_by_label.items()}
         self.user_box = widgets.Combobox(
-            value=state.user, options=state.search_users("", limit=len(state.users)), description="User",
+            value=self._label_by_user[state.user], options=list(self._user_by_label), description="User",
             placeholder="type a user id", ensure_option=True,
         )
         self.k_slider = widgets.IntSlider(value=state.k, min=1, max=max(max_k, state.k), description="K")
@@ -260,9 +265,9 @@ class ExplorerPanel:
     # ---------------------------------------------------------------- callbacks
 
     def _on_user(self, change) -> None:
-        if change["new"] not in self.state.users:
+        if change["new"] not in self._user_by_label:
             return  # partial text while typing
-        self.state.select_user(change["new"])
+        self.state.select_user(self._user_by_label[change["new"]])
         self._refresh_history()
         self._refresh_recommendations()
 

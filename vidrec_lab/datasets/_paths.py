@@ -5,7 +5,9 @@ Every loader searches the same places, in this order:
 1. the ``path`` argument (a data set folder, a folder that contains it, or an
    archive); when given, nothing else is searched;
 2. the folder named by the ``VIDREC_LAB_DATA`` environment variable (the data
-   set folder itself, or a folder that contains it or its archive);
+   set folder itself, or a folder that contains it or its archive), then that
+   folder's parent, so pointing it at ``datasets/ml-100k`` also finds
+   ``datasets/microlens-sample``;
 3. ``<project_home>/data/raw`` (a folder that contains the data set folder or
    its archive).
 
@@ -135,7 +137,11 @@ def locate_dataset(
         return Location(folder, archive, explicit=True, searched=searched)
 
     searched: list[Path] = []
-    for base in (env_data_dir(), raw_data_dir()):
+    env = env_data_dir()
+    # VIDREC_LAB_DATA often names one data set folder (``.../datasets/ml-100k``); its parent
+    # then holds the others, so a loader for a sibling data set looks there next.
+    env_parent = env.parent if env is not None and env.parent != env else None
+    for base in (env, env_parent, raw_data_dir()):
         if base is None:
             continue
         folder, archive, places = _search_base(

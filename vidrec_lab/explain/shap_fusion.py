@@ -399,7 +399,10 @@ def plot_attribution_waterfall(attribution: ShapAttribution, *, ax=None, max_dis
     plt.sca(ax)
     shap.plots.waterfall(attribution.to_shap(), max_display=max_display, show=False)
     fig.set_size_inches(size)
-    context = ", ".join(f"{k} {v}" for k, v in attribution.context.items())
+    from vidrec_lab.privacy import export_id
+
+    # Ids in the title go through export_id, so a pseudonymised run shows no raw user id.
+    context = ", ".join(f"{k} {export_id(v) if k == COL_USER else v}" for k, v in attribution.context.items())
     if context:
         ax.set_title(context)
     return ax
