@@ -1,4 +1,4 @@
-"""The ``vidrec-lab`` command: run the notebooks headless and list what a run produced."""
+"""The ``vidrec-lab`` command: run the notebooks headless, report on a run and copy its figure gallery."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", help="run id under outputs/runs, or a run folder")
     report.add_argument("other", nargs="?", default=None, help="a second run to compare with")
 
+    gallery = commands.add_parser("gallery", help="copy a run's headline figures, scaled down, into docs/gallery/ for the README")
+    gallery.add_argument("run", help="run id under outputs/runs, or a run folder")
+    gallery.add_argument("--dest", default=None, help="gallery folder (default: docs/gallery under the project home)")
+    gallery.add_argument("--max-width", type=int, default=900, help="width limit in pixels (default: 900)")
+    gallery.add_argument("--names", nargs="+", default=None, help="figure stems to copy (default: vidrec_lab.report.GALLERY_FIGURES)")
+
     commands.add_parser("list", help="list the notebooks in run order")
     return parser
 
@@ -46,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         from vidrec_lab.report import write_report
 
         for path in write_report(args.run, args.other):
+            sys.stdout.write(f"{path}\n")
+        return 0
+    if args.command == "gallery":
+        from vidrec_lab.config import project_home
+        from vidrec_lab.report import GALLERY_FIGURES, build_gallery
+
+        dest = args.dest if args.dest is not None else project_home() / "docs" / "gallery"
+        for path in build_gallery(args.run, dest, args.names or GALLERY_FIGURES, max_width=args.max_width):
             sys.stdout.write(f"{path}\n")
         return 0
     if args.command == "list":

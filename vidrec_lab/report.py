@@ -1,4 +1,4 @@
-"""Turn one run record, or two side by side, into a Markdown and an HTML report.
+"""Turn one run record, or two side by side, into a Markdown and an HTML report, and copy a figure gallery.
 
 A run folder (``outputs/runs/<run-id>/``, written by :mod:`vidrec_lab.runner`)
 holds ``run.json``, the metrics files the notebooks wrote and the figures they
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from vidrec_lab.config import project_home
-from vidrec_lab.io import atomic_write_text
+from vidrec_lab.io import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -156,3 +156,72 @@ def write_report(run: str | Path, other: str | Path | None = None) -> tuple[Path
     html_path = atomic_write_text(folder / f"report{suffix}.html", page)
     logger.info("wrote %s and %s", md_path, html_path)
     return md_path, html_path
+
+
+# Figures shown in the README's gallery: one or two per step of the method, from a fast-profile run.
+GALLERY_FIGURES = (
+    "00_quickstart_metric_comparison",
+    "02_content_features_genre_similarity",
+    "03_multimodal_fusion_modality_weights",
+    "04_bert_finetuning_embeddings_before_after",
+    "05_recommendation_warm_comparison",
+    "06_evaluation_and_ab_testing_ab_power",
+    "07_explanations_lime_shap_lime_words",
+    "08_privacy_and_efficiency_privacy_utility",
+)
+
+
+def build_gallery(
+    run: str | Path,
+    dest: str | Path,
+    names: tuple[str, ...] | list[str] = GALLERY_FIGURES,
+    *,
+    max_width: int = 900,
+) -> list[Path]:
+    """Copy the named PNG figures of a run into ``dest``, scaled down to at most ``max_width`` pixels wide.
+
+    The gallery is the only place figures are committed (``docs/gallery/``
+    for the README), so the copies are kept small: scaled with Lanczos
+    resampling and saved as optimised 8-bit palette PNGs. Each file is
+    written through a temporary file and renamed, so a failed copy leaves
+    no half-written image.
+
+    Args:
+        run (str or path): Run id under ``outputs/runs``, or a run folder.
+        dest (str or path): Gallery folder (created when missing).
+        names (sequence of str): Figure stems as saved by ``viz.save_figure``
+            (``<notebook>_<name>``).
+        max_width (int): Width limit in pixels.
+
+    Returns:
+        list of pathlib.Path: The files written, in the order of ``names``.
+
+    Raises:
+        FileNotFoundError: When a named figure is not in the run, listing the figures it has.
+        ValueError: When ``max_width`` is not a positive integer.
+    """
+    from PIL import Image
+
+    if isinstance(max_width, bool) or not isinstance(max_width, int) or max_width < 1:
+        raise ValueError(f"build_gallery: max_width must be a positive integer; got {max_width!r}")
+    folder = resolve_run(run) / "figures"
+    available = sorted(p.stem for p in folder.glob("*.png"))
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise FileNotFoundError(f"build_gallery: figure(s) {missing} not in {folder}; it has {available}")
+    dest = Path(dest)
+    written = []
+    for name in names:
+        with Image.open(folder / f"{name}.png") as image:
+            image = image.convert("RGB")
+            if image.width > max_width:
+                height = round(image.height * max_width / image.width)
+                image = image.resize((max_width, height), Image.Resampling.LANCZOS)
+            small = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+            target = dest / f"{name}.png"
+            with atomic_path(target) as tmp:
+                small.save(tmp, format="PNG", optimize=True)
+        written.append(target)
+        logger.info("gallery: %s (%d KiB)", target, target.stat().st_size // 1024)
+    return written
+

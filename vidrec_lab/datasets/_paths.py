@@ -139,7 +139,7 @@ def locate_dataset(
     searched: list[Path] = []
     env = env_data_dir()
     # VIDREC_LAB_DATA often names one data set folder (``.../datasets/ml-100k``); its parent
-    # then holds the others, so a loader for a sibling data set looks there next.
+    # then contains the others, so a loader for a sibling data set looks there next.
     env_parent = env.parent if env is not None and env.parent != env else None
     for base in (env, env_parent, raw_data_dir()):
         if base is None:
