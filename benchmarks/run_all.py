@@ -60,10 +60,21 @@ def _headline(payload: dict, prefix: str = "") -> dict:
 
 
 def _latest_fast_run() -> dict | None:
-    runs = sorted((project_home() / "outputs" / "runs").glob("*fast*/run.json"), key=lambda p: p.stat().st_mtime)
-    if not runs:
+    """Return the per-notebook times of the newest complete fast-profile run under ``outputs/runs``."""
+    from vidrec_lab.runner import list_notebooks
+
+    expected = {path.stem for path in list_notebooks()}
+    records = []
+    for path in (project_home() / "outputs" / "runs").glob("*/run.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        # Only a run in which every notebook ran and finished counts: a subset would understate the total.
+        finished = {nb["name"] for nb in record["notebooks"] if nb["status"] == "ok"}
+        complete = finished == expected
+        if record["params"].get("PROFILE") == "fast" and complete:
+            records.append((path.stat().st_mtime, record))
+    if not records:
         return None
-    record = json.loads(runs[-1].read_text(encoding="utf-8"))
+    record = max(records, key=lambda pair: pair[0])[1]
     return {
         "run_id": record["run_id"],
         "total_s": record.get("total_seconds"),

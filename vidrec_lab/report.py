@@ -158,14 +158,16 @@ def write_report(run: str | Path, other: str | Path | None = None) -> tuple[Path
     return md_path, html_path
 
 
-# Figures shown in the README's gallery: one or two per step of the method, from a fast-profile run.
+# Figures shown in the README gallery: one per notebook, from a fast-profile run. Figures that show
+# frames of the data set's videos are left out: they are copies of the data, which is not redistributed.
 GALLERY_FIGURES = (
     "00_quickstart_metric_comparison",
-    "02_content_features_genre_similarity",
-    "03_multimodal_fusion_modality_weights",
+    "01_data_preprocessing_top_tags",
+    "02_content_features_text_embedding_map",
+    "03_multimodal_fusion_fusion_comparison",
     "04_bert_finetuning_embeddings_before_after",
     "05_recommendation_warm_comparison",
-    "06_evaluation_and_ab_testing_ab_power",
+    "06_evaluation_and_ab_testing_ab_lifts",
     "07_explanations_lime_shap_lime_words",
     "08_privacy_and_efficiency_privacy_utility",
 )
