@@ -83,10 +83,65 @@ def _latest_fast_run() -> dict | None:
     }
 
 
+# One row per measured target: (label, result file, path into its JSON, unit, target text, check).
+# The check is None where the benchmark states no target.
+HEADLINES = [
+    ("TextEncoder time / sentence-transformers time", "text_encoder", ("best_ratio_text_encoder_over_sentence_transformers",), "x", "<= 1", lambda v: v <= 1.0),
+    ("cached rerun of item-text encoding", "text_encoder", ("cached_rerun_seconds",), "s", "< 1 s", lambda v: v < 1.0),
+    ("two-tower training, one ml-100k epoch", "retrieval", ("two_tower_movielens", "train_s"), "s", "", None),
+    ("top-10 for all 943 users over 1682 items", "retrieval", ("two_tower_movielens", "recommend_s"), "s", "< 1 s", lambda v: v < 1.0),
+    ("exact top-10, 1000 users x 200k items", "retrieval", ("large_catalog", "exact_s"), "s", "", None),
+    ("int8 encoder speed-up", "quantization", ("settings", "int8", "speedup"), "x", ">= 1.5x", lambda v: v >= 1.5),
+    ("int8 mean cosine to float32", "quantization", ("settings", "int8", "mean_cosine"), "", "> 0.98", lambda v: v > 0.98),
+    ("one top-10 request from cached vectors, median", "quantization", ("serving", "median_ms"), "ms", "", None),
+    ("LIME explanation of one recommendation, max", "explain", ("lime", "max_seconds"), "s", "< 20 s", lambda v: v < 20.0),
+]
+
+
+def _lookup(payload, path: tuple[str, ...]):
+    """Follow ``path`` into a result file; a list step picks the entry whose ``setting`` is that name."""
+    value = payload
+    for step in path:
+        if isinstance(value, list):
+            value = next((row for row in value if isinstance(row, dict) and row.get("setting") == step), None)
+        elif isinstance(value, dict):
+            value = value.get(step)
+        if value is None:
+            return None
+    return value
+
+
+def headline_rows(payloads: dict[str, dict], demo: dict | None, processes: list[dict]) -> list[tuple[str, str, str, str]]:
+    """Return (measure, value, target, met) rows for the printed table and the README."""
+    rows = []
+    for label, name, path, unit, target, check in HEADLINES:
+        value = _lookup(payloads.get(name, {}), path)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            rows.append((label, "not run", target, ""))
+            continue
+        met = ""
+        if check is not None:
+            met = "yes" if check(value) else "NO"
+        rows.append((label, f"{value:.3g} {unit}".strip(), target, met))
+    if demo:
+        total = demo["total_s"]
+        rows.append((f"make demo, fast profile (run {demo['run_id']})", f"{total:.0f} s", "< 1200 s", "yes" if total < 1200 else "NO"))
+        peak = demo["peak_kernel_rss_mib"]
+        if peak is not None:
+            rows.append(("peak memory of a demo notebook kernel", f"{peak:.0f} MiB", "< 4096 MiB", "yes" if peak < 4096 else "NO"))
+    else:
+        rows.append(("make demo, fast profile", "no complete fast run under outputs/runs", "< 1200 s", ""))
+    if processes:
+        peak = max(p["peak_rss_mib"] for p in processes)
+        rows.append(("peak memory of a benchmark process", f"{peak:.0f} MiB", "< 4096 MiB", "yes" if peak < 4096 else "NO"))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None, help="benchmark names without the bench_ prefix (default: all)")
     parser.add_argument("--data", default=None, help="MovieLens-100k folder passed to benchmarks that take --data")
+    parser.add_argument("--summarize-only", action="store_true", help="run nothing; print the table from the result files already written")
     args = parser.parse_args(argv)
 
     scripts = sorted(HERE.glob("bench_*.py"))
@@ -99,27 +154,41 @@ def main(argv: list[str] | None = None) -> int:
     extra = ["--data", args.data] if args.data else []
 
     processes = []
-    for script in scripts:
+    for script in [] if args.summarize_only else scripts:
         sys.stderr.write(f"running {script.name} ...\n")
         takes_data = "--data" in script.read_text(encoding="utf-8")
         processes.append(_run(script, extra if takes_data else []))
 
-    results = {}
-    for path in sorted(outputs_dir("benchmarks").glob("*.json")):
-        if path.name != "summary.json":
-            results[path.stem] = _headline(json.loads(path.read_text(encoding="utf-8")))
-    summary = {"hardware": hardware_info(), "processes": processes, "results": results, "demo_fast_profile": _latest_fast_run()}
+    payloads = {
+        path.stem: json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(outputs_dir("benchmarks").glob("*.json"))
+        if path.name != "summary.json"
+    }
+    demo = _latest_fast_run()
+    rows = headline_rows(payloads, demo, processes)
+    summary = {
+        "hardware": hardware_info(),
+        "processes": processes,
+        "headlines": [dict(zip(("measure", "value", "target", "met"), row)) for row in rows],
+        "results": {name: _headline(payload) for name, payload in payloads.items()},
+        "demo_fast_profile": demo,
+    }
     atomic_write_json(outputs_dir("benchmarks") / "summary.json", summary)
 
-    lines = [f"{'benchmark':<22} {'exit':>4} {'wall s':>8} {'peak MiB':>9}"]
-    lines += [f"{p['script'][6:-3]:<22} {p['exit_status']:>4} {p['wall_s']:>8.1f} {p['peak_rss_mib']:>9.0f}" for p in processes]
-    for name, values in results.items():
-        lines.append(f"\n[{name}]")
-        lines += [f"  {key}: {value}" for key, value in values.items()]
-    demo = summary["demo_fast_profile"]
+    lines = []
+    if processes:
+        lines += [f"{'benchmark':<22} {'exit':>4} {'wall s':>8} {'peak MiB':>9}"]
+        lines += [f"{p['script'][6:-3]:<22} {p['exit_status']:>4} {p['wall_s']:>8.1f} {p['peak_rss_mib']:>9.0f}" for p in processes]
+        lines.append("")
+    hardware = summary["hardware"]
+    lines.append(f"machine: {hardware.get('cpus')} CPUs, {hardware.get('memory_gib')} GiB, CUDA {hardware.get('cuda')}")
+    width = max(len(row[0]) for row in rows)
+    lines.append(f"{'measure':<{width}}  {'value':>12}  {'target':>10}  met")
+    lines += [f"{measure:<{width}}  {value:>12}  {target:>10}  {met}" for measure, value, target, met in rows]
     if demo:
-        lines.append(f"\n[demo, fast profile, run {demo['run_id']}] total {demo['total_s']} s, peak kernel memory {demo['peak_kernel_rss_mib']} MiB")
+        lines.append(f"\ndemo run {demo['run_id']}, seconds per notebook:")
         lines += [f"  {name}: {seconds} s" for name, seconds in demo["notebooks_s"].items()]
+    lines.append(f"\nevery number: {outputs_dir('benchmarks') / 'summary.json'}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0 if all(p["exit_status"] == 0 for p in processes) else 1
 
