@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= fast
 SEED ?= 42
+# Package index for torch. Empty: pip's own configuration decides, which on the project's build
+# machines finds the CPU wheel on local disk. PyPI's Linux torch wheels are CUDA builds, so elsewhere
+# use `make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu` (or the CUDA index on a GPU machine).
+TORCH_INDEX ?=
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k splits"`.
 PYTEST_ARGS ?=
 
@@ -14,7 +18,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -e '.[dev]'
 	touch $@
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -175,13 +176,15 @@ def test_lookup_through_env_and_data_raw(tmp_path, isolated_home, monkeypatch):
     assert load_dataset("microlens").items[COL_TITLE].tolist() == ["env"]
 
 
-def test_env_pointing_at_a_sibling_data_set_finds_microlens(tmp_path, isolated_home, monkeypatch):
+def test_env_pointing_at_a_sibling_data_set_finds_microlens(tmp_path, isolated_home, monkeypatch, caplog):
     # VIDREC_LAB_DATA=.../datasets/ml-100k, as in `make demo`, must still find .../datasets/microlens-sample.
     sibling = tmp_path / "datasets" / "ml-100k"
     sibling.mkdir(parents=True)
     folder = _write_microlens(tmp_path / "datasets" / "microlens-sample", titles="item,title\n1,beside\n")
     monkeypatch.setenv("VIDREC_LAB_DATA", str(sibling))
-    assert load_microlens().source == str(folder)
+    with caplog.at_level(logging.INFO, logger="vidrec_lab.datasets._paths"):
+        assert load_microlens().source == str(folder)
+    assert f"found {folder} beside VIDREC_LAB_DATA={sibling}, in its parent folder" in caplog.text
 
 
 def test_missing_folder_lists_places_searched(isolated_home):

@@ -82,6 +82,9 @@ def test_quickstart_on_movielens_100k(scratch_home, shared_datasets):
     assert ndcg["EASE"] > ndcg["MostPopular"]
     assert payload["params"]["dataset"] == "ml-100k"
     assert payload["params"]["split_fingerprint"]
+    record = json.loads((scratch_home / "outputs" / "runs" / "real" / "run.json").read_text(encoding="utf-8"))
+    assert record["data_folder"] == str(ml100k.resolve())
+    assert record["peak_kernel_rss_mib"] == record["notebooks"][0]["peak_rss_so_far_mib"] > 0
     for stem in ("interaction_statistics", "metric_comparison"):
         assert (scratch_home / "figures" / f"00_quickstart_{stem}.png").is_file()
         assert (scratch_home / "figures" / f"00_quickstart_{stem}.pdf").is_file()

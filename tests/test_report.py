@@ -90,3 +90,30 @@ def test_cli_gallery_writes_into_docs(runs, tmp_path, capsys):
     assert cli.main(["gallery", "a", "--names", "00_quickstart_metric_comparison", "--max-width", "300"]) == 0
     out = capsys.readouterr().out.strip()
     assert out == str(tmp_path / "docs" / "gallery" / "00_quickstart_metric_comparison.png")
+
+
+def test_nested_metrics_get_their_own_tables(runs):
+    nested = {"metrics": {
+        "interactions": 100000,
+        "sparsity": 0.937,
+        "privacy_utility": [{"model": "DP eps=1", "value": 0.0129}, {"model": "non-private", "value": 0.0312}],
+        "serving": {"median_ms": 0.083, "n_items": 1682},
+    }}
+    (runs[0] / "metrics" / "privacy_efficiency.json").write_text(json.dumps(nested), encoding="utf-8")
+    markdown, _ = build_report("a")
+    assert "### privacy_efficiency: privacy_utility" in markdown
+    assert "| DP eps=1 | 0.0129 |" in markdown
+    assert "### privacy_efficiency: serving" in markdown
+    assert "| median_ms | 0.083 |" in markdown
+    # Whole numbers keep their digits instead of turning into 1e+05.
+    assert "| interactions | 100,000 |" in markdown
+    assert "| sparsity | 0.937 |" in markdown
+
+
+def test_cli_errors_are_one_line_with_exit_status_2(runs, caplog):
+    assert cli.main(["report", "nosuchrun"]) == 2
+    assert "run 'nosuchrun' not found" in caplog.text
+    assert "add -v for the traceback" in caplog.text
+    caplog.clear()
+    assert cli.main(["run", "99"]) == 2
+    assert "no notebook matches '99'" in caplog.text

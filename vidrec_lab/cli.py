@@ -47,7 +47,19 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     from vidrec_lab import runner
+    from vidrec_lab.tables import DataError
 
+    try:
+        return _dispatch(args, runner)
+    except (FileNotFoundError, DataError, ValueError) as err:
+        # A wrong notebook name, run id or data folder: the message names what was expected, so the
+        # traceback is shown only with --verbose.
+        logging.getLogger("vidrec_lab").error("%s%s", err, "" if args.verbose else " (add -v for the traceback)", exc_info=args.verbose)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace, runner) -> int:
+    """Run one subcommand and return its exit status."""
     if args.command == "report":
         from vidrec_lab.report import write_report
 

@@ -37,10 +37,13 @@ def resolve_run(run: str | Path) -> Path:
 
 
 def metrics_tables(run_folder: Path) -> dict[str, pd.DataFrame]:
-    """Return each metrics file of a run as a table, keyed by file stem.
+    """Return the tables of a run's metrics files, keyed by file stem (and field, for nested files).
 
     A file's ``metrics`` entry may be a list of records, a dict with a
-    ``table`` list (an evaluation result), or a flat dict of named values.
+    ``table`` list (an evaluation result), or a dict. In a dict, the scalar
+    values make one ``metric``/``value`` table under the file stem; a list of
+    records makes its own table ``<stem>: <field>``, and so does a dict of
+    scalars (for example a ``serving`` block).
     """
     tables = {}
     for path in sorted((run_folder / "metrics").glob("*.json")):
@@ -49,15 +52,32 @@ def metrics_tables(run_folder: Path) -> dict[str, pd.DataFrame]:
         if isinstance(metrics, dict) and isinstance(metrics.get("table"), list):
             metrics = metrics["table"]
         if isinstance(metrics, list):
-            frame = pd.DataFrame(metrics)
+            tables[path.stem] = pd.DataFrame(metrics)
         elif isinstance(metrics, dict):
             flat = {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}
-            frame = pd.DataFrame({"metric": list(flat), "value": list(flat.values())})
+            if flat:
+                tables[path.stem] = pd.DataFrame({"metric": list(flat), "value": list(flat.values())})
+            for key, value in metrics.items():
+                if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
+                    tables[f"{path.stem}: {key}"] = pd.DataFrame(value)
+                elif isinstance(value, dict):
+                    scalars = {k: v for k, v in value.items() if not isinstance(v, (list, dict))}
+                    if scalars:
+                        tables[f"{path.stem}: {key}"] = pd.DataFrame({"metric": list(scalars), "value": list(scalars.values())})
         else:
             logger.warning("%s: 'metrics' is neither a list nor a dict; left out of the report", path)
-            continue
-        tables[path.stem] = frame
     return tables
+
+
+def _format_number(value) -> str:
+    """Format a table cell: four significant digits, whole numbers of 10,000 and more with separators."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if pd.isna(value):
+        return ""
+    if abs(value) >= 1e4:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
 
 
 def _side_by_side(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
@@ -77,8 +97,8 @@ def _side_by_side(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
 def _markdown_table(frame: pd.DataFrame) -> str:
     shown = frame.copy()
     for column in shown.columns:
-        if pd.api.types.is_float_dtype(shown[column]):
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+        if pd.api.types.is_numeric_dtype(shown[column]) or shown[column].dtype == object:
+            shown[column] = shown[column].map(_format_number)
     header = "| " + " | ".join(str(c) for c in shown.columns) + " |"
     rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
     rows = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in shown.itertuples(index=False)]
@@ -94,7 +114,8 @@ def build_report(run: str | Path, other: str | Path | None = None) -> tuple[str,
 
     title = f"vidrec_lab run {record['run_id']}" + (f" vs {other_record['run_id']}" if other_record else "")
     lines = [f"# {title}", ""]
-    lines += ["## Parameters", "", _markdown_table(pd.DataFrame({"parameter": list(record["params"]), "value": [str(v) for v in record["params"].values()]})), ""]
+    params = {**record["params"], "data folder (VIDREC_LAB_DATA)": record.get("data_folder")}
+    lines += ["## Parameters", "", _markdown_table(pd.DataFrame({"parameter": list(params), "value": [str(v) for v in params.values()]})), ""]
     lines += ["## Notebooks", ""]
     times = pd.DataFrame(record["notebooks"])[["name", "status", "seconds"]]
     if other_record:

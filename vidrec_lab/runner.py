@@ -62,8 +62,9 @@ class NotebookRun:
     output: str
     fingerprint: str
     error: str | None = None
-    # Largest resident memory of any kernel process so far in this run (MiB); Linux reports it once a kernel has exited.
-    peak_kernel_rss_mib: float | None = None
+    # Largest resident memory of any kernel so far in this run (MiB), not this notebook's own peak:
+    # RUSAGE_CHILDREN keeps a running maximum over the finished kernels.
+    peak_rss_so_far_mib: float | None = None
 
 
 @dataclass
@@ -81,7 +82,8 @@ class RunRecord:
             "params": self.params,
             "notebooks": [nb.__dict__ for nb in self.notebooks],
             "total_seconds": round(sum(nb.seconds for nb in self.notebooks), 2),
-            "peak_kernel_rss_mib": max((nb.peak_kernel_rss_mib or 0 for nb in self.notebooks), default=None),
+            "peak_kernel_rss_mib": max((nb.peak_rss_so_far_mib or 0 for nb in self.notebooks), default=None),
+            "data_folder": os.environ.get(ENV_DATA) or None,
             "versions": package_versions(),
             "hardware": hardware_info(),
         }
@@ -260,7 +262,7 @@ def _run_all(notebooks, record, previous, package_digest, params, profile, run_f
         seconds = time.time() - started
         shutil.copyfile(output, latest_folder / notebook.name)
         _copy_new_outputs(home, run_folder, since=started)
-        record.notebooks.append(NotebookRun(notebook.stem, "ok", round(seconds, 2), str(output), fingerprint, peak_kernel_rss_mib=_peak_child_rss_mib()))
+        record.notebooks.append(NotebookRun(notebook.stem, "ok", round(seconds, 2), str(output), fingerprint, peak_rss_so_far_mib=_peak_child_rss_mib()))
         record.save()
         _report(f"{prefix}: done in {seconds:.1f} s")
     _save_latest(home, record)

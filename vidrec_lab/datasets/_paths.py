@@ -149,6 +149,9 @@ def locate_dataset(
         )
         searched.extend(places)
         if folder is not None or archive is not None:
+            if base is env_parent:
+                # Said out loud, so a stray copy beside the configured folder is not used unnoticed.
+                logger.info("found %s beside %s=%s, in its parent folder", folder or archive, ENV_DATA, env)
             return Location(folder, archive, explicit=False, searched=searched)
     return Location(None, None, explicit=False, searched=searched)
 
