@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _data import default_data_folder  # benchmarks/_data.py, beside this script
 from vidrec_lab.config import get_profile, outputs_dir
 from vidrec_lab.datasets import load_movielens_100k
 from vidrec_lab.explain import (
@@ -56,12 +56,6 @@ THREADS = 2
 MAX_LIME_SECONDS = 20.0
 MAX_REL_ERROR = 1e-4
 MIN_PASS_RATE = 0.7
-
-
-def default_data_folder() -> Path:
-    env = os.environ.get("VIDREC_LAB_SHARED_DATASETS")
-    base = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-    return base / "ml-100k"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from _data import default_data_folder  # benchmarks/_data.py, beside this script
 from vidrec_lab.config import outputs_dir
 from vidrec_lab.datasets import load_movielens_100k
 from vidrec_lab.efficiency import DEFAULT_SETTINGS, compare_encoder_settings, measure_serving_path
@@ -54,12 +54,6 @@ THREADS = 2
 TARGET_SPEEDUP = 1.5
 TARGET_COSINE = 0.98
 TARGET_SETTING = "int8"
-
-
-def default_data_folder() -> Path:
-    env = os.environ.get("VIDREC_LAB_SHARED_DATASETS")
-    base = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-    return base / "ml-100k"
 
 
 def main(argv: list[str] | None = None) -> int:

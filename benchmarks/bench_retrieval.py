@@ -39,6 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _data import default_data_folder  # noqa: E402  # benchmarks/_data.py, beside this script
 from vidrec_lab.config import outputs_dir  # noqa: E402
 from vidrec_lab.io import atomic_write_json  # noqa: E402
 from vidrec_lab.retrieval import EmbeddingRetriever, FaissIndex, exact_top_k  # noqa: E402
@@ -49,12 +50,6 @@ TARGET_S = 1.0
 K = 10
 
 logger = logging.getLogger("bench_retrieval")
-
-
-def default_data_folder() -> Path:
-    env = os.environ.get("VIDREC_LAB_SHARED_DATASETS")
-    base = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-    return base / "ml-100k"
 
 
 def best_time(function, repeats: int) -> tuple[float, object]:

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from _data import default_data_folder  # benchmarks/_data.py, beside this script
 from vidrec_lab.config import outputs_dir
 from vidrec_lab.features.cache import FeatureCache
 from vidrec_lab.features.text import TextCleaningConfig, TextEncoder, compose_item_text, encode_items
@@ -42,12 +43,6 @@ from vidrec_lab.io import atomic_write_json
 
 THREADS = 2
 CLEANING = TextCleaningConfig(movielens_title=True)
-
-
-def default_data_folder() -> Path:
-    env = os.environ.get("VIDREC_LAB_SHARED_DATASETS")
-    base = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-    return base / "ml-100k"
 
 
 def read_items(folder: Path) -> pd.DataFrame:
