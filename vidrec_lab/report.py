@@ -54,19 +54,24 @@ def metrics_tables(run_folder: Path) -> dict[str, pd.DataFrame]:
         if isinstance(metrics, list):
             tables[path.stem] = pd.DataFrame(metrics)
         elif isinstance(metrics, dict):
-            flat = {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}
-            if flat:
-                tables[path.stem] = pd.DataFrame({"metric": list(flat), "value": list(flat.values())})
+            if (scalars := _scalar_table(metrics)) is not None:
+                tables[path.stem] = scalars
             for key, value in metrics.items():
                 if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
                     tables[f"{path.stem}: {key}"] = pd.DataFrame(value)
-                elif isinstance(value, dict):
-                    scalars = {k: v for k, v in value.items() if not isinstance(v, (list, dict))}
-                    if scalars:
-                        tables[f"{path.stem}: {key}"] = pd.DataFrame({"metric": list(scalars), "value": list(scalars.values())})
+                elif isinstance(value, dict) and (scalars := _scalar_table(value)) is not None:
+                    tables[f"{path.stem}: {key}"] = scalars
         else:
             logger.warning("%s: 'metrics' is neither a list nor a dict; left out of the report", path)
     return tables
+
+
+def _scalar_table(mapping: dict) -> pd.DataFrame | None:
+    """Return the scalar entries of ``mapping`` as a ``metric``/``value`` table, or None when it has none."""
+    scalars = {k: v for k, v in mapping.items() if not isinstance(v, (list, dict))}
+    if not scalars:
+        return None
+    return pd.DataFrame({"metric": list(scalars), "value": list(scalars.values())})
 
 
 def _format_number(value) -> str:

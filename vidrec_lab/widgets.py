@@ -226,11 +226,10 @@ class ExplorerPanel:
         from vidrec_lab.privacy import export_id
 
         self.state = state
-        # The box lists what export_id shows (pseudonyms when pseudonymisation is on); the state keeps raw ids.
+        # The box lists what export_id shows (pseudonyms when pseudonymisation is on), and the state keeps raw ids.
         self._user_by_label = {export_id(user): user for user in state.users}
-        self._label_by_user = {user: label for label, user in self._user_by_label.items()}
         self.user_box = widgets.Combobox(
-            value=self._label_by_user[state.user], options=list(self._user_by_label), description="User",
+            value=export_id(state.user), options=list(self._user_by_label), description="User",
             placeholder="type a user id", ensure_option=True,
         )
         self.k_slider = widgets.IntSlider(value=state.k, min=1, max=max(max_k, state.k), description="K")
