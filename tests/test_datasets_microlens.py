@@ -176,7 +176,7 @@ def test_lookup_through_env_and_data_raw(tmp_path, isolated_home, monkeypatch):
     assert load_dataset("microlens").items[COL_TITLE].tolist() == ["env"]
 
 
-def test_env_pointing_at_a_sibling_data_set_finds_microlens(tmp_path, isolated_home, monkeypatch, caplog):
+def test_env_folder_finds_sibling_data_set(tmp_path, isolated_home, monkeypatch, caplog):
     # VIDREC_LAB_DATA=.../datasets/ml-100k, as in `make demo`, must still find .../datasets/microlens-sample.
     sibling = tmp_path / "datasets" / "ml-100k"
     sibling.mkdir(parents=True)

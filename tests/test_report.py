@@ -45,7 +45,8 @@ def test_report_lists_tables_times_and_figures(runs):
     assert "| EASE | ndcg | 10 | 0.0395 |" in markdown
     assert "| 00_quickstart | ok | 70.5 |" in markdown
     assert "![00_quickstart_metric_comparison](figures/00_quickstart_metric_comparison.png)" in markdown
-    assert "<table>" in page and "<img" in page
+    assert "<table>" in page
+    assert "<img" in page
 
 
 def test_two_runs_side_by_side_show_the_difference(runs):
@@ -60,7 +61,8 @@ def test_two_runs_side_by_side_show_the_difference(runs):
 
 def test_write_report_names_the_pair(runs):
     md_path, html_path = write_report("a", "b")
-    assert md_path.name == "report-vs-b.md" and html_path.name == "report-vs-b.html"
+    assert md_path.name == "report-vs-b.md"
+    assert html_path.name == "report-vs-b.html"
     assert md_path.parent == runs[0]
 
 
@@ -110,7 +112,7 @@ def test_nested_metrics_get_their_own_tables(runs):
     assert "| sparsity | 0.937 |" in markdown
 
 
-def test_cli_errors_are_one_line_with_exit_status_2(runs, caplog):
+def test_cli_error_exits_with_status_2(runs, caplog):
     assert cli.main(["report", "nosuchrun"]) == 2
     assert "run 'nosuchrun' not found" in caplog.text
     assert "add -v for the traceback" in caplog.text

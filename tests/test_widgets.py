@@ -138,7 +138,8 @@ def test_panel_lists_pseudonyms_when_pseudonymisation_is_on(toy, monkeypatch):
     panel = ExplorerPanel(ExplorerState(model, items, interactions, k=3, lime_samples=100))
     key = privacy.load_key()
     label = privacy.pseudonymize_id("u11", key)
-    assert label.startswith("u_") and label in panel.user_box.options
+    assert label.startswith("u_")
+    assert label in panel.user_box.options
     assert not any(option in panel.state.users for option in panel.user_box.options)
     assert panel.user_box.value == privacy.pseudonymize_id("u00", key)
     panel.user_box.value = label

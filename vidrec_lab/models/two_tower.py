@@ -118,7 +118,7 @@ class TwoTowerConfig:
     lr_schedule: str = "cosine"  # "cosine": decay to 10% of lr over max_epochs; or "constant"
     batch_size: int = 128  # training sequences per step
     max_epochs: int = 60  # upper bound, as in the fast profile; early stopping may end sooner
-    patience: int = 20  # epochs without a better val_ndcg@10 before stopping (long: the cosine decay keeps improving late)
+    patience: int = 20  # epochs without a better val_ndcg@10 before stopping (long, because validation NDCG still improves late in the cosine decay)
     fast_dev_run: bool = False  # Lightning's one-batch check of every loop (smoke profile)
     seed: int = DEFAULT_SEED  # seeds weights, shuffling, dropout and negative sampling
     finetune_layers: int = 0  # text encoder: last layers trained end to end (0: precomputed, frozen vectors)
